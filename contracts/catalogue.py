@@ -33,7 +33,7 @@ IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 @dataclass(frozen=True)
 class Contract:
-    """A table's contract: its Avro record schema as written, plus what follows from it."""
+    """A table's contract: its Avro schema as written, and what follows from it."""
 
     table: str
     schema: Mapping[str, Any] = field(repr=False)
@@ -70,7 +70,8 @@ class Contract:
         """
         schema = _wire_copy(self.schema)
         schema["fields"] = [
-            f if f["name"] in self.primary_key else _optional(f) for f in schema["fields"]
+            f if f["name"] in self.primary_key else _optional(f)
+            for f in schema["fields"]
         ]
         return schema
 
@@ -107,7 +108,7 @@ def _optional(avro_field: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load_contract(path: Path) -> Contract:
-    """Read one ``.avsc`` file; raise ContractError when it breaks the contract rules."""
+    """Read one ``.avsc`` file; raise ContractError if it breaks the contract rules."""
     try:
         schema = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -137,7 +138,9 @@ def _check_shape(schema: Any, table: str, path: str) -> None:
         raise ContractError("a contract needs at least one field", path)
     for name in names:
         if not isinstance(name, str) or not IDENTIFIER.match(name):
-            raise ContractError(f"field name {name!r} is not a valid SQL identifier", path)
+            raise ContractError(
+                f"field name {name!r} is not a valid SQL identifier", path
+            )
         if name.startswith(RESERVED_PREFIX):
             raise ContractError(f"field name {name!r} uses the reserved prefix", path)
 

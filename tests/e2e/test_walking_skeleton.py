@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -15,10 +16,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from scripts.stack import Stack
 
 # The payload of the original request, byte for byte.
-ORIGINAL_PAYLOAD = b"""{"activities": [{"operation": "insert", "table": "table100", "column": [
-  {"name": "col101", "type": "INTEGER", "value": 101},
-  {"name": "col102", "type": "INTEGER", "value": 102},
-  {"name": "col103", "type": "INTEGER", "value": 103}]}]}"""
+ORIGINAL_PAYLOAD = (Path(__file__).parent / "original_payload.json").read_bytes()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,45 @@
+# Gatekeeper: `make up` runs the whole system, `make test` runs the tests.
+# Both install what they need on first use (see scripts/bootstrap.sh).
+
+PYTHON := .venv/bin/python
+STACK := $(PYTHON) -m scripts.stack
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help bootstrap up down status logs test register-schemas lint format clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' \
+		$(MAKEFILE_LIST)
+
+bootstrap: ## install system packages, .venv and the servers' jars when missing
+	@scripts/bootstrap.sh
+
+up: bootstrap ## start PostgreSQL, Kafka, the registry, gateway and worker
+	@$(STACK) up
+
+down: ## stop everything `make up` started (data stays in .stack)
+	@if [ -x $(PYTHON) ]; then $(STACK) down; fi
+
+status: ## show what runs where
+	@$(STACK) status
+
+logs: ## follow the logs of every service
+	@tail -n 20 -F .stack/logs/*.log
+
+test: bootstrap ## run every test against servers started on free ports
+	@scripts/run-tests.sh $(PYTEST_ARGS)
+
+register-schemas: bootstrap ## register every contract with the registry
+	@set -a; [ -f .stack/env ] && . ./.stack/env; set +a; \
+		$(PYTHON) -m scripts.register_schemas
+
+lint: bootstrap ## ruff check and format check
+	@.venv/bin/ruff check .
+	@.venv/bin/ruff format --check .
+
+format: bootstrap ## format the code with ruff
+	@.venv/bin/ruff format .
+
+clean: down ## stop and remove the stack's data and logs (keeps downloads)
+	rm -rf .stack
