@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import uuid
 
-from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.serialization import MessageField, SerializationError
 from flask import Flask, Response, g, jsonify, request
 
 from contracts.catalogue import load_catalogue
 from contracts.errors import RegistryError
+from contracts.registry import connect
 from gateway.config import GatewayConfig
 from gateway.problems import problem
 from gateway.producer import ActivityProducer, OutgoingRecord
@@ -29,7 +29,7 @@ def create_app(config: GatewayConfig | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
 
     catalogue = load_catalogue()
-    registry = SchemaRegistryClient({"url": config.registry_url})
+    registry = connect(config.registry_url)
     schemas = WriterSchemas(registry, config.schema_cache_ttl_s)
     producer = ActivityProducer(config.kafka_bootstrap, config.delivery_timeout_s)
     app.extensions["gatekeeper.producer"] = producer

@@ -17,9 +17,9 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
-from requests.exceptions import RequestException
 
 from contracts.errors import RegistryError
+from contracts.registry import TransportError
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class WriterSchemas:
                 status=exc.http_status_code,
                 error_code=exc.error_code,
             ) from exc
-        except RequestException as exc:
+        except TransportError as exc:
             raise RegistryError(f"registry unreachable: {exc}") from exc
 
         serializer = AvroSerializer(

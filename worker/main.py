@@ -20,9 +20,9 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient, NewTopic
-from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from contracts.catalogue import load_catalogue
+from contracts.registry import connect
 from worker.config import WorkerConfig
 from worker.decoding import DecodeError, Decoder
 from worker.tables import ensure_bookkeeping, ensure_table
@@ -42,7 +42,7 @@ class Worker:
         self.conn = psycopg2.connect(config.database_url)
         psycopg2.extras.register_uuid(conn_or_curs=self.conn)
         self.writer = Writer(self.conn, config.db_schema)
-        registry = SchemaRegistryClient({"url": config.registry_url})
+        registry = connect(config.registry_url)
         self.decoder = Decoder(registry, self.catalogue)
         self.expected: dict[tuple[str, int], int | None] = {}
         self.running = True
