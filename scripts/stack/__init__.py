@@ -49,8 +49,8 @@ class Stack:
         logger.info("starting Apicurio Registry port=%d", self.config.registry_port)
         registry.start(self.config)
 
-        self._await(kafka.process(self.config), kafka.is_ready)
-        self._await(registry.process(self.config), registry.is_ready)
+        self.await_ready(kafka.process(self.config), kafka.is_ready)
+        self.await_ready(registry.process(self.config), registry.is_ready)
         self.write_env()
 
     def start_apps(self) -> None:
@@ -59,9 +59,9 @@ class Stack:
         apps.start_worker(self.config)
         logger.info("starting gateway port=%d", self.config.gateway_port)
         apps.start_gateway(self.config)
-        self._await(apps.process(self.config, apps.GATEWAY), apps.gateway_ready)
+        self.await_ready(apps.process(self.config, apps.GATEWAY), apps.gateway_ready)
 
-    def _await(
+    def await_ready(
         self, managed: ManagedProcess, is_ready: Callable[[StackConfig], bool]
     ) -> None:
         """Wait until the server answers; fail fast, with its log, when it dies."""
