@@ -28,7 +28,7 @@ def create_app(config: GatewayConfig | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
 
-    catalogue = load_catalogue()
+    catalogue = load_catalogue(config.contracts_dir)
     registry = connect(config.registry_url)
     schemas = WriterSchemas(registry, config.schema_cache_ttl_s)
     producer = ActivityProducer(config.kafka_bootstrap, config.delivery_timeout_s)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from contracts.errors import ConfigurationError
+from contracts.settings import check_environment, contracts_dir
 
 
 @dataclass(frozen=True)
 class GatewayConfig:
     kafka_bootstrap: str = "127.0.0.1:9092"
+    contracts_dir: Path = field(default_factory=contracts_dir)
     registry_url: str = "http://127.0.0.1:8081/apis/ccompat/v7"
     max_body_bytes: int = 1_048_576
     max_activities: int = 1000
@@ -21,8 +24,10 @@ class GatewayConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> GatewayConfig:
         """Read the settings; raise ConfigurationError naming a malformed variable."""
+        check_environment(environ)
         defaults = cls()
         return cls(
+            contracts_dir=contracts_dir(environ),
             kafka_bootstrap=environ.get(
                 "GATEKEEPER_KAFKA_BOOTSTRAP", defaults.kafka_bootstrap
             ),

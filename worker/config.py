@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from contracts.catalogue import IDENTIFIER
 from contracts.errors import ConfigurationError
+from contracts.settings import check_environment, contracts_dir
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
     kafka_bootstrap: str = "127.0.0.1:9092"
+    contracts_dir: Path = field(default_factory=contracts_dir)
     registry_url: str = "http://127.0.0.1:8081/apis/ccompat/v7"
     database_url: str = "postgresql://gatekeeper:gatekeeper@127.0.0.1:5432/gatekeeper"
     db_schema: str = "public"
@@ -22,8 +25,10 @@ class WorkerConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> WorkerConfig:
+        check_environment(environ)
         defaults = cls()
         config = cls(
+            contracts_dir=contracts_dir(environ),
             kafka_bootstrap=environ.get(
                 "GATEKEEPER_KAFKA_BOOTSTRAP", defaults.kafka_bootstrap
             ),

@@ -38,7 +38,7 @@ TOPIC_PARTITIONS = 3
 class Worker:
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
-        self.catalogue = load_catalogue()
+        self.catalogue = load_catalogue(config.contracts_dir)
         self.conn = psycopg2.connect(config.database_url)
         psycopg2.extras.register_uuid(conn_or_curs=self.conn)
         self.writer = Writer(self.conn, config.db_schema)
