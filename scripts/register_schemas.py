@@ -16,6 +16,10 @@ keyed contracts, then ``<topic>-value``. Each is taken through these steps:
 A contract is registered only when all of its subjects pass, so a key and its value
 never drift apart. Running twice changes nothing the second time.
 
+``--dry-run`` changes nothing, compatibility levels included, so an existing
+subject is checked under the level it has now; the report says where the contract
+would set another.
+
 Exit status: 0 done, 1 at least one contract refused as incompatible, 2 nothing
 could be done (registry unreachable or refusing requests, unreadable contracts).
 """
@@ -39,33 +43,30 @@ import requests
 from confluent_kafka.schema_registry import (
     RegisteredSchema,
     Schema,
-    SchemaRegistryClient,
     SchemaRegistryError,
 )
 
-from contracts.catalogue import SCHEMA_DIR, Contract, load_catalogue
+from contracts import registry as registry_client
+from contracts.catalogue import Contract, load_catalogue
 from contracts.errors import ConfigurationError, ContractError, RegistryError
-
-try:  # the transport the registry client is built on, to recognise network errors
-    from httpx2 import TransportError
-except ImportError:  # pragma: no cover - older client releases use httpx itself
-    from httpx import TransportError  # type: ignore[no-redef]
+from contracts.settings import check_environment, contracts_dir
 
 logger = logging.getLogger(__name__)
 
 REGISTRY_URL_ENV = "GATEKEEPER_SCHEMA_REGISTRY_URL"
 DEFAULT_REGISTRY_URL = "http://127.0.0.1:8081/apis/ccompat/v7"
-REQUEST_TIMEOUT_S = 10.0
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 
 HTTP_NOT_FOUND = 404
 HTTP_CONFLICT = 409
-# Confluent: the subject exists but has no level of its own (see Registry.level).
-NO_SUBJECT_LEVEL = 40408
 
 EXIT_OK = 0
 EXIT_INCOMPATIBLE = 1
 EXIT_FAILED = 2
+
+NO_REASONS_IN_DRY_RUN = (
+    "the registry's check gave no reasons; a run without --dry-run reports them"
+)
 
 LOG_FORMAT = "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
 
@@ -143,14 +144,7 @@ class Registry:
 
     def __init__(self, url: str) -> None:
         self.url = url.rstrip("/")
-        self._client = SchemaRegistryClient(
-            {
-                "url": self.url,
-                "timeout": REQUEST_TIMEOUT_S,
-                "max.retries": 2,
-                "retries.wait.ms": 200,
-            }
-        )
+        self._client = registry_client.connect(self.url)
         self._http = requests.Session()
 
     def close(self) -> None:
@@ -206,6 +200,9 @@ class Registry:
 
         The client's ``test_compatibility`` accepts ``verbose`` but returns only a
         bool, so this one call goes over plain HTTP to read the reasons as well.
+        Confluent checks only against the named version, even under a transitive
+        level, while registration applies the whole rule: a 409 there is reported
+        like a failed check (see Registrar._register).
         """
         url = f"{self.url}/compatibility/subjects/{quote(subject, safe='')}"
         with self._errors():
@@ -214,7 +211,7 @@ class Registry:
                 params={"verbose": "true"},
                 data=json.dumps(schema.to_dict()),
                 headers={"Content-Type": CONTENT_TYPE},
-                timeout=REQUEST_TIMEOUT_S,
+                timeout=registry_client.REQUEST_TIMEOUT_S,
             )
         body = _json_or_raise(response)
         return Verdict(bool(body.get("is_compatible")), _reasons(body))
@@ -230,7 +227,10 @@ class Registry:
 
         registered = self.lookup(subject, schema)
         if registered is None:
-            raise RegistryError(f"{subject}: registered schema not found on lookup")
+            raise RegistryError(
+                f"{subject}: the registered schema is not found by lookup",
+                HTTP_NOT_FOUND,
+            )
         return registered
 
     @contextmanager
@@ -245,7 +245,7 @@ class Registry:
                 exc.http_status_code,
                 exc.error_code,
             ) from exc
-        except (TransportError, requests.RequestException) as exc:
+        except (registry_client.TransportError, requests.RequestException) as exc:
             raise RegistryError(
                 f"registry at {self.url} is unreachable: {exc}"
             ) from exc
@@ -323,7 +323,7 @@ class Registrar:
         return self._register(step.target, Change.REGISTERED)
 
     def _refuse(self, step: Step) -> SubjectResult:
-        """Report a refused contract: nothing of it is registered."""
+        """Report a refused contract: none of its subjects gets a new version."""
         if step.action is Action.REFUSE:
             return self._refusal(step)
         if step.registered is not None:
@@ -359,7 +359,7 @@ class Registrar:
         if step.reasons:
             return _incompatible(target, step.reasons)
         if self.dry_run:
-            return _incompatible(target, ("the registry gave no reasons (dry run)",))
+            return _incompatible(target, (NO_REASONS_IN_DRY_RUN,))
 
         logger.info("subject=%s asking for reasons by registering", target.subject)
         result = self._register(target, Change.REGISTERED)
@@ -498,8 +498,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--contracts-dir",
         type=Path,
-        default=SCHEMA_DIR,
-        help="directory of <table>.avsc contracts (default: the packaged ones)",
+        default=contracts_dir(),
+        help="directory of <table>.avsc contracts (default: $GATEKEEPER_CONTRACTS_DIR, "
+        "else the packaged ones)",
     )
     parser.add_argument(
         "--dry-run",
@@ -526,6 +527,8 @@ def configure_logging() -> None:
 
 def run(args: argparse.Namespace) -> list[SubjectResult]:
     """Load the chosen contracts and bring the registry in line with them."""
+    check_environment()
+
     contracts = select(load_catalogue(args.contracts_dir), args.table)
     if not contracts:
         raise ConfigurationError(f"no contracts (*.avsc) in {args.contracts_dir}")
@@ -556,6 +559,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         results = run(args)
     except RegistryError as exc:
+        logger.debug("registry_url=%s error=%r", args.registry_url, exc.__cause__)
         print(failure_message(exc, args.registry_url), file=sys.stderr)
         return EXIT_FAILED
     except (ContractError, ConfigurationError) as exc:
