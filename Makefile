@@ -6,10 +6,11 @@ STACK := $(PYTHON) -m scripts.stack
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap up down status logs test register-schemas lint format clean
+.PHONY: help bootstrap up down status logs test register-schemas lint format clean \
+	lint-contracts check-compat check-compat-online contracts-doc
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' \
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-20s %s\n", $$1, $$2}' \
 		$(MAKEFILE_LIST)
 
 bootstrap: ## install system packages, .venv and the servers' jars when missing
@@ -27,12 +28,26 @@ status: ## show what runs where
 logs: ## follow the logs of every service
 	@tail -n 20 -F .stack/logs/*.log
 
-test: bootstrap ## run every test against servers started on free ports
+test: ## run every test against servers started on free ports
+	@scripts/bootstrap.sh --test
 	@scripts/run-tests.sh $(PYTEST_ARGS)
 
 register-schemas: bootstrap ## register every contract with the registry
 	@set -a; [ -f .stack/env ] && . ./.stack/env; set +a; \
 		$(PYTHON) -m scripts.register_schemas
+
+lint-contracts: bootstrap ## check every contract file against the contract rules
+	@$(PYTHON) -m scripts.lint_contracts
+
+check-compat: bootstrap ## check changed contracts against git history (AGAINST=ref)
+	@$(PYTHON) -m scripts.check_compat $(if $(AGAINST),--against $(AGAINST))
+
+check-compat-online: bootstrap ## check every contract against the running registry
+	@set -a; [ -f .stack/env ] && . ./.stack/env; set +a; \
+		$(PYTHON) -m scripts.check_compat --online
+
+contracts-doc: bootstrap ## write docs/contracts.md from the contracts
+	@$(PYTHON) -m scripts.contracts_doc
 
 lint: bootstrap ## ruff check and format check
 	@.venv/bin/ruff check .

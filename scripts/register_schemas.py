@@ -13,8 +13,11 @@ keyed contracts, then ``<topic>-value``. Each is taken through these steps:
   the contract's rule, then the registry checks the schema, then it is registered;
 * the subject is new: its compatibility level is set, then the schema registered.
 
-A contract is registered only when all of its subjects pass, so a key and its value
-never drift apart. Running twice changes nothing the second time.
+A value schema the registry would accept is still refused when it breaks the
+contract's own rule: no new non-nullable field without a default (see
+``contracts.compatibility``). A contract is registered only when all of its
+subjects pass, so a key and its value never drift apart. Running twice changes
+nothing the second time.
 
 ``--dry-run`` changes nothing, compatibility levels included, so an existing
 subject is checked under the level it has now; the report says where the contract
@@ -48,6 +51,7 @@ from confluent_kafka.schema_registry import (
 
 from contracts import registry as registry_client
 from contracts.catalogue import Contract, load_catalogue
+from contracts.compatibility import Version, new_required_fields
 from contracts.errors import ConfigurationError, ContractError, RegistryError
 from contracts.settings import check_environment, contracts_dir
 
@@ -195,19 +199,24 @@ class Registry:
         with self._errors():
             self._client.set_compatibility(subject, level)
 
-    def check(self, subject: str, schema: Schema) -> Verdict:
+    def check(
+        self, subject: str, schema: Schema, every_version: bool = False
+    ) -> Verdict:
         """Ask the registry whether the schema may follow the subject's latest version.
 
         The client's ``test_compatibility`` accepts ``verbose`` but returns only a
         bool, so this one call goes over plain HTTP to read the reasons as well.
-        Confluent checks only against the named version, even under a transitive
-        level, while registration applies the whole rule: a 409 there is reported
-        like a failed check (see Registrar._register).
+        Checked against ``versions/latest``, Confluent and Apicurio compare with
+        that version alone, even under a transitive level, while registration
+        applies the whole rule: a 409 there is reported like a failed check (see
+        Registrar._register). ``every_version`` asks ``/versions`` instead, which
+        both answer with the check that registration makes.
         """
         url = f"{self.url}/compatibility/subjects/{quote(subject, safe='')}"
+        versions = "versions" if every_version else "versions/latest"
         with self._errors():
             response = self._http.post(
-                f"{url}/versions/latest",
+                f"{url}/{versions}",
                 params={"verbose": "true"},
                 data=json.dumps(schema.to_dict()),
                 headers={"Content-Type": CONTENT_TYPE},
@@ -215,6 +224,15 @@ class Registry:
             )
         body = _json_or_raise(response)
         return Verdict(bool(body.get("is_compatible")), _reasons(body))
+
+    def schemas(self, subject: str) -> list[tuple[int, dict[str, Any]]]:
+        """Every version of the subject with its schema, oldest first; [] if none."""
+        found = []
+        for version in self.versions(subject) or []:
+            with self._errors():
+                registered = self._client.get_version(subject, version)
+            found.append((version, json.loads(registered.schema.schema_str)))
+        return found
 
     def register(self, subject: str, schema: Schema) -> RegisteredSchema:
         """Register the schema and return its registration with id and version.
@@ -290,6 +308,7 @@ class Registrar:
     def sync(self, contract: Contract) -> list[SubjectResult]:
         """Register a contract's subjects, or none of them if one is refused."""
         steps = [self._inspect(target) for target in targets(contract)]
+        steps = [self._apply_contract_rules(contract, step) for step in steps]
 
         if any(step.action is Action.REFUSE for step in steps):
             return [self._refuse(step) for step in steps]
@@ -310,6 +329,29 @@ class Registrar:
         if verdict.compatible:
             return Step(target, Action.REGISTER)
         return Step(target, Action.REFUSE, reasons=verdict.reasons)
+
+    def _apply_contract_rules(self, contract: Contract, step: Step) -> Step:
+        """Refuse a value schema that breaks the contract's own rules.
+
+        The derived value schema makes every non-key field optional, so the
+        registry accepts a new non-nullable field without a default; the
+        contract's rule (``contracts.compatibility.new_required_fields``) does not.
+        """
+        if step.action is not Action.REGISTER:
+            return step
+        if step.target.subject != contract.value_subject:
+            return step
+
+        previous = [
+            Version(number, schema)
+            for number, schema in self.registry.schemas(step.target.subject)
+        ]
+        problems = new_required_fields(contract, previous)
+        if not problems:
+            return step
+        return Step(
+            step.target, Action.REFUSE, reasons=tuple(p.reason for p in problems)
+        )
 
     def _apply(self, step: Step) -> SubjectResult:
         """Carry out the decision taken for the subject."""

@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.plugins.stack"]
+pytest_plugins = ["tests.plugins.stack", "tests.plugins.contracts"]
