@@ -32,10 +32,16 @@ VARIABLES = {
     "GATEKEEPER_MAX_BODY_BYTES": "largest request body accepted",
     "GATEKEEPER_MAX_ACTIVITIES": "most activities in one request",
     "GATEKEEPER_DELIVERY_TIMEOUT_S": "seconds to wait for Kafka's acknowledgements",
-    "GATEKEEPER_SCHEMA_CACHE_TTL_S": "seconds a registered schema is reused",
+    "GATEKEEPER_API_KEYS_FILE": "JSON file of the gateway's API keys and grants",
+    "GATEKEEPER_API_KEYS": "the API keys' JSON itself, instead of a file",
+    "GATEKEEPER_IDEMPOTENCY_TTL_S": "seconds an Idempotency-Key answer is kept",
     # Worker.
     "GATEKEEPER_DB_SCHEMA": "PostgreSQL schema of the data tables",
     "GATEKEEPER_CONSUMER_GROUP": "Kafka consumer group of the workers",
+    "GATEKEEPER_WORKER_INSTANCE_ID": "static group member id of one worker process",
+    "GATEKEEPER_WORKER_BATCH_MAX_RECORDS": "most records the worker applies at once",
+    "GATEKEEPER_WORKER_BATCH_MAX_WAIT_MS": "longest the worker gathers a batch",
+    "GATEKEEPER_WORKER_METRICS_PORT": "worker Prometheus metrics port (0: off)",
     # Local stack.
     "GATEKEEPER_STACK_DIR": "state folder of the local stack",
     "GATEKEEPER_CACHE_DIR": "download cache of the local stack",

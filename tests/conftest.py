@@ -1,1 +1,5 @@
-pytest_plugins = ["tests.plugins.stack", "tests.plugins.contracts"]
+pytest_plugins = [
+    "tests.plugins.stack",
+    "tests.plugins.contracts",
+    "tests.plugins.gateway",
+]

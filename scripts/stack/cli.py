@@ -8,7 +8,7 @@ import time
 
 from contracts.errors import GatekeeperError
 from scripts import register_schemas
-from scripts.stack import Stack, downloads
+from scripts.stack import Stack, apps, downloads
 from scripts.stack.config import StackConfig
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,16 @@ def up(stack: Stack) -> int:
     print_status(stack)
     elapsed = time.monotonic() - started
     print(f"\nUp in {elapsed:.1f} s; addresses in {stack.config.state_dir / 'env'}")
+    print_api_key(stack)
     return 0
+
+
+def print_api_key(stack: Stack) -> None:
+    """Show the local API key: the gateway answers 401 to requests without it."""
+    token = apps.local_api_key(stack.config)
+    token_file = stack.config.state_dir / apps.API_KEY_FILE
+    print(f"API key for the local gateway (kept in {token_file}):")
+    print(f"  Authorization: Bearer {token}")
 
 
 def print_status(stack: Stack) -> None:

@@ -92,8 +92,8 @@ def _format_storage(config: StackConfig, properties: Path) -> None:
         config,
         "kafka.tools.StorageTool",
         "format",
-        "--cluster-id",
-        cluster_id,
+        # Joined with "=": an id may start with "-" and would read as an option.
+        f"--cluster-id={cluster_id}",
         "--config",
         str(properties),
     )

@@ -13,7 +13,7 @@ from confluent_kafka import DeserializingConsumer, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 
-from scripts.stack import Stack
+from scripts.stack import Stack, apps
 
 # The payload of the original request, byte for byte.
 ORIGINAL_PAYLOAD = (Path(__file__).parent / "original_payload.json").read_bytes()
@@ -25,7 +25,10 @@ def accepted(running_system: Stack) -> dict:
     response = requests.post(
         f"{running_system.config.gateway_url}/activities",
         data=ORIGINAL_PAYLOAD,
-        headers={"Content-Type": "application/json"},
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {apps.local_api_key(running_system.config)}",
+        },
         timeout=30,
     )
     assert response.status_code == 202, response.text

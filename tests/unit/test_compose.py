@@ -19,6 +19,8 @@ from urllib.parse import SplitResult, urlsplit
 import pytest
 import yaml
 
+from gateway.auth import KeyRing, parse_keys
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
@@ -34,18 +36,27 @@ REGISTRY_URL = "GATEKEEPER_SCHEMA_REGISTRY_URL"
 DATABASE_URL = "GATEKEEPER_DATABASE_URL"
 GATEWAY_PORT = "GATEKEEPER_GATEWAY_PORT"
 GATEWAY_HOST = "GATEKEEPER_GATEWAY_HOST"
+API_KEYS_FILE = "GATEKEEPER_API_KEYS_FILE"
 GATEKEEPER_VARS = {
     KAFKA_BOOTSTRAP,
     REGISTRY_URL,
     DATABASE_URL,
     GATEWAY_PORT,
     GATEWAY_HOST,
+    API_KEYS_FILE,
 }
 
 # The settings each project process receives: what it needs and nothing more.
 SERVICE_VARS = {
     "register-schemas": {REGISTRY_URL},
-    "gateway": {KAFKA_BOOTSTRAP, REGISTRY_URL, GATEWAY_PORT, GATEWAY_HOST},
+    "gateway": {
+        KAFKA_BOOTSTRAP,
+        REGISTRY_URL,
+        DATABASE_URL,
+        GATEWAY_PORT,
+        GATEWAY_HOST,
+        API_KEYS_FILE,
+    },
     "worker": {KAFKA_BOOTSTRAP, REGISTRY_URL, DATABASE_URL},
 }
 
@@ -428,3 +439,27 @@ def test_every_compose_setting_is_read_by_the_project() -> None:
     corpus = "\n".join(path.read_text(encoding="utf-8") for path in files)
     unknown = sorted(variable for variable in used if variable not in corpus)
     assert not unknown, f"compose sets variables the project never reads: {unknown}"
+
+
+# The token whose digest scripts/compose/api-keys.json holds; README.md gives it to
+# people who run the compose file.
+COMPOSE_TOKEN = "compose-local-development-token-0001"
+
+
+def test_the_compose_gateway_gets_a_key_file_that_accepts_the_documented_token() -> (
+    None
+):
+    mounts = {
+        target: source
+        for source, target, *_ in (
+            volume.split(":") for volume in service("gateway").get("volumes", [])
+        )
+    }
+    keys_path = environment("gateway")[API_KEYS_FILE]
+    source = ROOT / mounts[keys_path]
+
+    keys = parse_keys(source.read_text(), str(source))
+    key = KeyRing(keys).authenticate(f"Bearer {COMPOSE_TOKEN}")
+
+    assert key is not None
+    assert COMPOSE_TOKEN in (ROOT / "README.md").read_text()
