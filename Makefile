@@ -7,7 +7,8 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help bootstrap up down status logs test register-schemas lint format clean \
-	lint-contracts check-compat check-compat-online contracts-doc
+	lint-contracts check-compat check-compat-online contracts-doc bench bench-gateway \
+	bench-worker replay
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-20s %s\n", $$1, $$2}' \
@@ -48,6 +49,18 @@ check-compat-online: bootstrap ## check every contract against the running regis
 
 contracts-doc: bootstrap ## write docs/contracts.md from the contracts
 	@$(PYTHON) -m scripts.contracts_doc
+
+bench: bench-gateway bench-worker ## every benchmark, each against its own baseline
+
+bench-gateway: bootstrap ## gateway under gunicorn against a bare Flask endpoint
+	@$(PYTHON) -m scripts.bench.bench_gateway
+
+bench-worker: bootstrap ## worker apply methods, decoding and end to end
+	@$(PYTHON) -m scripts.bench.bench_worker
+
+replay: bootstrap ## apply rejects again after a fix, e.g. ARGS="--table orders --dry-run"
+	@set -a; [ -f .stack/env ] && . ./.stack/env; set +a; \
+		$(PYTHON) -m worker replay $(ARGS)
 
 lint: bootstrap ## ruff check and format check
 	@.venv/bin/ruff check .

@@ -2,4 +2,5 @@ pytest_plugins = [
     "tests.plugins.stack",
     "tests.plugins.contracts",
     "tests.plugins.gateway",
+    "tests.plugins.worker",
 ]

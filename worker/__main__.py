@@ -1,3 +1,5 @@
+import sys
+
 from worker.main import main
 
-main()
+sys.exit(main())

@@ -1,203 +1,136 @@
-"""The worker process: consume activity records and apply them to PostgreSQL.
+"""The worker's command line.
 
-Start it with ``python -m worker``; several processes share the partitions as one
-consumer group.
+``python -m worker`` consumes the contract topics and applies them to PostgreSQL
+until SIGTERM or SIGINT; several processes share the partitions as one consumer
+group. ``python -m worker replay`` applies rejected records again after a fix.
+Both read their settings from ``GATEKEEPER_*`` variables (``worker.config``).
+
+Exit status: 0 done, 1 replay left rejects pending, 2 bad settings or contracts,
+or a server unreachable.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import signal
-import time
+import sys
 
-import psycopg2
-import psycopg2.extras
-from confluent_kafka import (
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    TopicPartition,
-)
-from confluent_kafka.admin import AdminClient, NewTopic
-
-from contracts.catalogue import load_catalogue
-from contracts.registry import connect
+from contracts.errors import ConfigurationError, ContractError
+from worker import metrics
 from worker.config import WorkerConfig
-from worker.decoding import DecodeError, Decoder
-from worker.tables import ensure_bookkeeping, ensure_table
-from worker.writer import OffsetConflictError, Reject, Writer
+from worker.errors import TransientError
+from worker.records import RejectCode
+from worker.replay import Replayer, Selection, Verdict, render
+from worker.service import Worker
 
 logger = logging.getLogger(__name__)
 
-# Partitions of a topic the worker creates; the upper bound of worker processes
-# that share one table's records.
-TOPIC_PARTITIONS = 3
+LOG_FORMAT = "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
+
+EXIT_OK = 0
+EXIT_PENDING = 1
+EXIT_FAILED = 2
 
 
-class Worker:
-    def __init__(self, config: WorkerConfig) -> None:
-        self.config = config
-        self.catalogue = load_catalogue(config.contracts_dir)
-        self.conn = psycopg2.connect(config.database_url)
-        psycopg2.extras.register_uuid(conn_or_curs=self.conn)
-        self.writer = Writer(self.conn, config.db_schema)
-        registry = connect(config.registry_url)
-        self.decoder = Decoder(registry, self.catalogue)
-        self.expected: dict[tuple[str, int], int | None] = {}
-        self.running = True
-        self.consumer = Consumer(
-            {
-                "bootstrap.servers": config.kafka_bootstrap,
-                "group.id": config.group_id,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "topic.metadata.refresh.interval.ms": 5000,
-            }
-        )
-
-    def prepare(self) -> None:
-        """Create the bookkeeping tables and a table per contract."""
-        ensure_bookkeeping(self.conn)
-        for contract in self.catalogue.values():
-            ensure_table(self.conn, contract, self.config.db_schema)
-        ensure_topics(self.config.kafka_bootstrap, self.topics, TOPIC_PARTITIONS)
-
-    @property
-    def topics(self) -> list[str]:
-        return [contract.topic for contract in self.catalogue.values()]
-
-    def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Start every assigned partition at the offset stored with the rows."""
-        stored = self.writer.stored_offsets((p.topic, p.partition) for p in partitions)
-        for p in partitions:
-            offset = stored[(p.topic, p.partition)]
-            self.expected[(p.topic, p.partition)] = offset
-            if offset is not None:
-                p.offset = offset
-            logger.info(
-                "assigned topic=%s partition=%d offset=%s", p.topic, p.partition, offset
-            )
-        consumer.assign(partitions)
-
-    def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        for p in partitions:
-            self.expected.pop((p.topic, p.partition), None)
-            logger.info("revoked topic=%s partition=%d", p.topic, p.partition)
-
-    def run(self) -> None:
-        self.prepare()
-        self.consumer.subscribe(
-            self.topics, on_assign=self.on_assign, on_revoke=self.on_revoke
-        )
-        logger.info(
-            "worker started bootstrap=%s group=%s schema=%s",
-            self.config.kafka_bootstrap,
-            self.config.group_id,
-            self.config.db_schema,
-        )
-        try:
-            while self.running:
-                messages = self.consumer.consume(
-                    self.config.batch_max_records, self.config.batch_max_wait_s
-                )
-                if messages:
-                    self.process(messages)
-        finally:
-            self.consumer.close()
-            self.conn.close()
-            logger.info("worker stopped")
-
-    def process(self, messages: list[Message]) -> None:
-        """1. decode, 2. apply with the offsets, 3. commit to Kafka for lag tooling."""
-        changes, rejects, next_offsets = [], [], {}
-        for message in messages:
-            if message.error():
-                if message.error().code() != KafkaError._PARTITION_EOF:
-                    logger.warning("consume error: %s", message.error())
-                continue
-            tp = (message.topic(), message.partition())
-            next_offsets[tp] = message.offset() + 1
-            try:
-                changes.append(self.decoder.decode(message))
-            except DecodeError as exc:
-                rejects.append(_raw_reject(message, str(exc)))
-
-        if not next_offsets:
-            return
-        started = time.monotonic()
-        try:
-            rejected = self.writer.apply(changes, rejects, self.expected, next_offsets)
-        except OffsetConflictError as exc:
-            logger.warning("%s; rolled back, seeking to the stored offsets", exc)
-            self.seek_to_stored(list(next_offsets))
-            return
-
-        self.expected.update(next_offsets)
-        self.consumer.commit(
-            offsets=[TopicPartition(t, p, o) for (t, p), o in next_offsets.items()],
-            asynchronous=True,
-        )
-        logger.info(
-            "batch committed records=%d rejected=%d seconds=%.3f",
-            len(changes) + len(rejects),
-            len(rejected),
-            time.monotonic() - started,
-        )
-
-    def seek_to_stored(self, partitions: list[tuple[str, int]]) -> None:
-        stored = self.writer.stored_offsets(partitions)
-        for (topic, partition), offset in stored.items():
-            self.expected[(topic, partition)] = offset
-            if offset is not None:
-                self.consumer.seek(TopicPartition(topic, partition, offset))
-
-    def stop(self, *_: object) -> None:
-        logger.info("stop requested; finishing the current batch")
-        self.running = False
-
-
-def ensure_topics(bootstrap: str, topics: list[str], partitions: int) -> None:
-    """Create the contract topics that do not exist yet, so subscribing finds them."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    existing = admin.list_topics(timeout=10).topics
-    missing = [NewTopic(t, partitions) for t in topics if t not in existing]
-    for topic, future in admin.create_topics(missing).items() if missing else ():
-        try:
-            future.result()
-            logger.info("created topic=%s partitions=%d", topic, partitions)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
-
-
-def _raw_reject(message: Message, reason: str) -> Reject:
-    headers = {
-        k: (v or b"").decode(errors="replace") for k, v in message.headers() or []
-    }
-    logger.warning(
-        "rejected topic=%s partition=%d offset=%d: %s",
-        message.topic(),
-        message.partition(),
-        message.offset(),
-        reason,
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m worker",
+        description="Apply activity records from Kafka to PostgreSQL.",
     )
-    return Reject(
-        message.topic(),
-        message.partition(),
-        message.offset(),
-        reason,
-        message.key(),
-        message.value(),
-        headers,
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("run", help="consume and apply until stopped (the default)")
+    replay = commands.add_parser(
+        "replay",
+        help="apply pending rejects again, after their cause was fixed",
+        description="Apply pending rejects again; with no filter, all of them.",
     )
+    replay.add_argument(
+        "--id",
+        type=int,
+        action="append",
+        default=[],
+        help="a reject id; repeat for several",
+    )
+    replay.add_argument(
+        "--table",
+        action="append",
+        default=[],
+        help="only this table's rejects; repeat for several",
+    )
+    replay.add_argument(
+        "--code",
+        action="append",
+        default=[],
+        choices=[code.value for code in RejectCode],
+        help="only rejects with this code; repeat for several",
+    )
+    replay.add_argument("--limit", type=int, help="replay at most this many")
+    replay.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the selected rejects, change nothing",
+    )
+    return parser.parse_args(argv)
 
 
-def main() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    worker = Worker(WorkerConfig.from_env())
-    signal.signal(signal.SIGTERM, worker.stop)
-    signal.signal(signal.SIGINT, worker.stop)
+def run(config: WorkerConfig) -> int:
+    """Consume until SIGTERM or SIGINT, then finish the batch and leave the group."""
+    worker = Worker(config)
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    signal.signal(signal.SIGINT, lambda *_: worker.stop())
+    metrics.serve(config.metrics_port)
     worker.run()
+    return EXIT_OK
+
+
+def replay(config: WorkerConfig, args: argparse.Namespace) -> int:
+    """Replay the selected rejects and print one line for each."""
+    selection = Selection(
+        tuple(args.id), tuple(args.table), tuple(args.code), args.limit
+    )
+    replayer = Replayer(config)
+    try:
+        pending = replayer.pending(selection)
+        if args.dry_run:
+            for reject in pending:
+                record = reject.record
+                print(
+                    f"reject {reject.id} {record.topic}[{record.partition}]@"
+                    f"{record.offset} table={reject.table or '-'} code={reject.code}: "
+                    f"{reject.reason}"
+                )
+            print(f"selected={len(pending)} (dry run, nothing changed)")
+            return EXIT_OK
+        results = replayer.replay(pending)
+    finally:
+        replayer.close()
+
+    print(render(results))
+    if any(r.verdict is not Verdict.REPLAYED for r in results):
+        return EXIT_PENDING
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command; return the exit status described in the module doc."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=LOG_FORMAT)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
+
+    try:
+        config = WorkerConfig.from_env()
+        if args.command == "replay":
+            return replay(config, args)
+        return run(config)
+    except (ConfigurationError, ContractError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except TransientError as exc:
+        print(
+            f"error: {exc}; check that Kafka, the registry and PostgreSQL are up "
+            "(`make up`) and that GATEKEEPER_* point at them",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED

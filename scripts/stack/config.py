@@ -31,6 +31,7 @@ PORT_VARIABLES = {
     "registry_port": ("GATEKEEPER_REGISTRY_PORT", 8081),
     "registry_management_port": ("GATEKEEPER_REGISTRY_MANAGEMENT_PORT", 9000),
     "gateway_port": ("GATEKEEPER_GATEWAY_PORT", 5000),
+    "worker_metrics_port": ("GATEKEEPER_WORKER_METRICS_PORT", 9108),
 }
 
 
@@ -46,6 +47,7 @@ class StackConfig:
     registry_port: int = 8081
     registry_management_port: int = 9000
     gateway_port: int = 5000
+    worker_metrics_port: int = 9108
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> StackConfig:
@@ -94,6 +96,7 @@ class StackConfig:
             "GATEKEEPER_DATABASE_URL": self.database_url,
             "GATEKEEPER_GATEWAY_URL": self.gateway_url,
             "GATEKEEPER_GATEWAY_PORT": str(self.gateway_port),
+            "GATEKEEPER_WORKER_METRICS_PORT": str(self.worker_metrics_port),
         }
 
 
