@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from contracts.catalogue import load_catalogue
 from contracts.errors import RegistryError
+from contracts.registry import connect
 from gateway import describe, docs_page, openapi
 from gateway.activities import Services, authenticate, post_activities
 from gateway.auth import KeyRing
@@ -25,7 +26,7 @@ from gateway.logs import request_id_from
 from gateway.metrics import REQUESTS, exposition
 from gateway.problems import Kind, Problem, ProblemError
 from gateway.producer import ActivityProducer
-from gateway.schemas import ContractNotRegisteredError, Registrations, registry_client
+from gateway.schemas import CLIENT_SETTINGS, ContractNotRegisteredError, Registrations
 from gateway.validation import ContractRules, Violation
 
 logger = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ def _start_services(config: GatewayConfig) -> Services:
         catalogue=catalogue,
         rules={table: ContractRules.of(c) for table, c in catalogue.items()},
         keys=keys,
-        registrations=Registrations(registry_client(config.registry_url)),
+        registrations=Registrations(connect(config.registry_url, **CLIENT_SETTINGS)),
         producer=ActivityProducer(config.kafka_bootstrap, config.delivery_timeout_s),
         idempotency=IdempotencyStore(
             config.database_url,

@@ -81,11 +81,6 @@ class Registration:
     key: WriterSchema | None
 
 
-def registry_client(url: str) -> SchemaRegistryClient:
-    """A client for a Confluent registry or an Apicurio ``/apis/ccompat/v7`` URL."""
-    return SchemaRegistryClient({"url": url, **CLIENT_SETTINGS})
-
-
 class Registrations:
     """Each contract's registration, looked up once and kept."""
 

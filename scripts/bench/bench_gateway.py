@@ -47,7 +47,7 @@ from fastavro import parse_schema, schemaless_writer
 from flask import Flask, jsonify, request
 
 from contracts.catalogue import SCHEMA_DIR, Contract, load_catalogue
-from contracts.registry import connect
+from contracts.registry import BY_TOPIC, connect
 from gateway.auth import new_token
 from scripts import register_schemas
 from scripts.stack import Stack, StackConfig
@@ -117,7 +117,7 @@ def bench_serialization(registry_url: str, contract: Contract) -> dict[str, floa
     serializer = AvroSerializer(
         client,
         schema_text,
-        conf={"auto.register.schemas": False, "use.latest.version": False},
+        conf={"auto.register.schemas": False, "use.latest.version": False, **BY_TOPIC},
     )
     context = SerializationContext(contract.topic, MessageField.VALUE)
     parsed = parse_schema(contract.value_schema())

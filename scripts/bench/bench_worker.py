@@ -36,13 +36,12 @@ from pathlib import Path
 import psycopg2
 import psycopg2.extras
 from confluent_kafka import Producer
-from confluent_kafka.schema_registry import topic_subject_name_strategy
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from psycopg2 import sql
 
 from contracts.catalogue import Contract, load_contract
-from contracts.registry import connect
+from contracts.registry import BY_TOPIC, connect
 from scripts import register_schemas
 from scripts.stack import Stack, StackConfig
 from scripts.stack.config import REPO_ROOT
@@ -201,12 +200,7 @@ def bench_decoding(
 def encoded_records(stack: Stack, contract: Contract, count: int) -> list[Record]:
     """Records as the gateway produces them: Confluent Avro and ``gk-*`` headers."""
     registry = connect(stack.config.registry_url)
-    # TopicNameStrategy by name: the client's default asks for subject associations,
-    # which Apicurio does not serve.
-    conf = {
-        "auto.register.schemas": False,
-        "subject.name.strategy": topic_subject_name_strategy,
-    }
+    conf = {"auto.register.schemas": False, **BY_TOPIC}
     encode_key = AvroSerializer(registry, json.dumps(contract.key_schema()), conf=conf)
     encode = AvroSerializer(registry, json.dumps(contract.value_schema()), conf=conf)
     key_context = SerializationContext(contract.topic, MessageField.KEY)

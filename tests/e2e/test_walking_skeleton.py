@@ -85,8 +85,8 @@ def test_kafka_record_reads_back_with_confluent_avro_deserializer(
     registry = SchemaRegistryClient(
         {"url": running_system.config.registry_url, "timeout": 10}
     )
-    # The topic strategy of the design, named: left unset, confluent-kafka 2.16
-    # first asks the registry for subject associations, an API Apicurio lacks.
+    # The design's subject strategy, named: left unset, confluent-kafka 2.16 first
+    # asks the registry for subject associations, an API Apicurio lacks.
     by_topic = {"subject.name.strategy": topic_subject_name_strategy}
     consumer = DeserializingConsumer(
         {

@@ -6,10 +6,10 @@ import datetime
 import struct
 from collections.abc import Callable
 
-from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from contracts.registry import BY_TOPIC, connect
 from scripts.stack import Stack
 from scripts.stack.config import free_port
 from tests.gateway.builders import PAIR_VALUES, activity, payload, rich
@@ -17,8 +17,8 @@ from tests.plugins.gateway import ContractSet, Gateway, read_at
 
 
 def _decode(stack: Stack, raw: bytes, topic: str, field: MessageField) -> dict:
-    registry = SchemaRegistryClient({"url": stack.config.registry_url})
-    return AvroDeserializer(registry)(raw, SerializationContext(topic, field))
+    deserializer = AvroDeserializer(connect(stack.config.registry_url), conf=BY_TOPIC)
+    return deserializer(raw, SerializationContext(topic, field))
 
 
 def test_receipts_name_the_records_kafka_holds(

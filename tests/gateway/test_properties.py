@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import time
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -17,7 +18,6 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from hypothesis import HealthCheck, given, settings
@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from contracts.catalogue import Contract, load_catalogue
 from contracts.conversion import to_json
+from contracts.registry import BY_TOPIC, connect
 from contracts.sqltypes import AvroType, agrees, parse_sql_type, resolve_avro
 from gateway import describe
 from gateway.app import close_app, create_app
@@ -45,6 +46,8 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 UTC = datetime.UTC
+# Acknowledged records are in the log; this only bounds a stalled read.
+READ_TIMEOUT_S = 30.0
 
 
 # --- values in their canonical JSON form, by Avro kind ---------------------------
@@ -181,9 +184,7 @@ def reader(registered: Stack) -> Iterator[Consumer]:
 
 @pytest.fixture(scope="module")
 def deserializer(registered: Stack) -> AvroDeserializer:
-    return AvroDeserializer(
-        SchemaRegistryClient({"url": registered.config.registry_url})
-    )
+    return AvroDeserializer(connect(registered.config.registry_url), conf=BY_TOPIC)
 
 
 def _read(consumer: Consumer, receipts: list[dict]) -> list:
@@ -194,15 +195,16 @@ def _read(consumer: Consumer, receipts: list[dict]) -> list:
         starts[(topic, partition)] = min(previous, offset)
     consumer.assign([TopicPartition(t, p, o) for (t, p), o in starts.items()])
     found = {}
-    for _ in range(100):
-        if len(found) == len(places):
-            break
+    deadline = time.monotonic() + READ_TIMEOUT_S
+    while len(found) < len(places) and time.monotonic() < deadline:
         message = consumer.poll(0.2)
         if message is None or message.error() is not None:
             continue
         place = (message.topic(), message.partition(), message.offset())
         if place in places:
             found[place] = message
+    missing = [place for place in places if place not in found]
+    assert not missing, f"records not read back within {READ_TIMEOUT_S} s: {missing}"
     return [found[place] for place in places]
 
 

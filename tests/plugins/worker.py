@@ -25,14 +25,13 @@ from typing import Any
 import psycopg2
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.schema_registry import topic_subject_name_strategy
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from psycopg2 import sql
 from psycopg2.extras import RealDictCursor
 
 from contracts.catalogue import DLQ_TOPIC, Contract, load_contract
-from contracts.registry import connect
+from contracts.registry import BY_TOPIC, connect
 from scripts import register_schemas
 from scripts.stack import Stack
 from scripts.stack.config import REPO_ROOT
@@ -41,12 +40,7 @@ from worker.service import TOPIC_PARTITIONS, Worker, ensure_topics
 
 NAMESPACE = "gatekeeper.tests"
 
-# The design's TopicNameStrategy, named: the client's default asks the registry for
-# subject associations, an endpoint Apicurio does not serve.
-SERIALIZER_SETTINGS = {
-    "auto.register.schemas": False,
-    "subject.name.strategy": topic_subject_name_strategy,
-}
+SERIALIZER_SETTINGS = {"auto.register.schemas": False, **BY_TOPIC}
 
 
 def field_(name: str, avro_type: Any, default: Any = ..., doc: str = "") -> dict:
@@ -198,7 +192,7 @@ class RecordProducer:
             self._serializers[text] = AvroSerializer(
                 self._registry,
                 json.dumps(schema),
-                conf={"auto.register.schemas": False},
+                conf=SERIALIZER_SETTINGS,
             )
         return self._serializers[text]
 
