@@ -30,7 +30,12 @@ from contracts.sqltypes import postgres_type
 
 @dataclass(frozen=True)
 class Column:
-    """A data column: its name, its type as ``postgres_type`` writes it, NOT NULL."""
+    """A data column: its name, its type and whether it is NOT NULL.
+
+    The type is spelt by whoever built the shape: ``postgres_type`` here, when a
+    shape is derived from contract history; ``format_type`` in the worker, which
+    reads shapes from the database.
+    """
 
     name: str
     type: str
@@ -43,6 +48,10 @@ class TableShape:
 
     columns: tuple[Column, ...]
     primary_key: tuple[str, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(column.name for column in self.columns)
 
     def column(self, name: str) -> Column | None:
         return next((c for c in self.columns if c.name == name), None)

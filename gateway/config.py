@@ -119,7 +119,7 @@ def _positive(
 
 
 def _mask_password(url: str) -> str:
-    """``postgresql://user:secret@host/db`` becomes ``postgresql://user:***@host/db``."""
+    """The URL with its password hidden: ``postgresql://user:***@host/db``."""
     scheme, sep, rest = url.partition("://")
     credentials, at, host = rest.rpartition("@")
     if not sep or not at or ":" not in credentials:

@@ -20,6 +20,7 @@ from psycopg2.extensions import cursor
 
 from contracts.catalogue import RESERVED_PREFIX, Contract
 from contracts.errors import ContractError
+from contracts.evolution import Column, TableShape
 from contracts.sqltypes import postgres_type
 
 # Serialises DDL between worker processes: CREATE ... IF NOT EXISTS races otherwise.
@@ -90,30 +91,6 @@ LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
 WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')
 ORDER BY a.attnum
 """
-
-
-@dataclass(frozen=True)
-class Column:
-    """A data column as PostgreSQL describes it (``format_type`` spelling)."""
-
-    name: str
-    type: str
-    not_null: bool
-
-
-@dataclass(frozen=True)
-class TableShape:
-    """The data columns of a table, in order, and its primary key."""
-
-    columns: tuple[Column, ...]
-    primary_key: tuple[str, ...]
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(column.name for column in self.columns)
-
-    def column(self, name: str) -> Column | None:
-        return next((c for c in self.columns if c.name == name), None)
 
 
 @dataclass(frozen=True)

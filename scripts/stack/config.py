@@ -82,7 +82,8 @@ class StackConfig:
 
     @property
     def database_url(self) -> str:
-        return f"postgresql://{DB_USER}:{DB_PASSWORD}@{HOST}:{self.postgres_port}/{DB_NAME}"
+        credentials = f"{DB_USER}:{DB_PASSWORD}"
+        return f"postgresql://{credentials}@{HOST}:{self.postgres_port}/{DB_NAME}"
 
     @property
     def gateway_url(self) -> str:
