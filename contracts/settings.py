@@ -17,6 +17,11 @@ from contracts.errors import ConfigurationError
 
 PREFIX = "GATEKEEPER_"
 
+# Where the servers are unless told otherwise: the addresses of the local stack.
+DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
+DEFAULT_REGISTRY_URL = "http://127.0.0.1:8081/apis/ccompat/v7"
+DEFAULT_DATABASE_URL = "postgresql://gatekeeper:gatekeeper@127.0.0.1:5432/gatekeeper"
+
 VARIABLES = {
     # Where the servers are; the defaults match the local stack.
     "GATEKEEPER_KAFKA_BOOTSTRAP": "Kafka bootstrap servers",

@@ -10,12 +10,16 @@ from pathlib import Path
 from typing import TypeVar
 
 from contracts.errors import ConfigurationError
-from contracts.settings import check_environment, contracts_dir
+from contracts.settings import (
+    DEFAULT_DATABASE_URL,
+    DEFAULT_KAFKA_BOOTSTRAP,
+    DEFAULT_REGISTRY_URL,
+    check_environment,
+    contracts_dir,
+)
 from gateway.auth import ApiKey, keys_from_environment
 
 Number = TypeVar("Number", int, float)
-
-DEFAULT_DATABASE_URL = "postgresql://gatekeeper:gatekeeper@127.0.0.1:5432/gatekeeper"
 
 
 @dataclass(frozen=True)
@@ -26,9 +30,9 @@ class GatewayConfig:
     to start that way, a config built in code (tests) may choose it on purpose.
     """
 
-    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_bootstrap: str = DEFAULT_KAFKA_BOOTSTRAP
     contracts_dir: Path = field(default_factory=contracts_dir)
-    registry_url: str = "http://127.0.0.1:8081/apis/ccompat/v7"
+    registry_url: str = DEFAULT_REGISTRY_URL
     database_url: str = DEFAULT_DATABASE_URL
     api_keys: tuple[ApiKey, ...] = ()
     max_body_bytes: int = 1_048_576

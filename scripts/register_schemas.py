@@ -53,12 +53,11 @@ from contracts import registry as registry_client
 from contracts.catalogue import Contract, load_catalogue
 from contracts.compatibility import Version, new_required_fields
 from contracts.errors import ConfigurationError, ContractError, RegistryError
-from contracts.settings import check_environment, contracts_dir
+from contracts.settings import DEFAULT_REGISTRY_URL, check_environment, contracts_dir
 
 logger = logging.getLogger(__name__)
 
 REGISTRY_URL_ENV = "GATEKEEPER_SCHEMA_REGISTRY_URL"
-DEFAULT_REGISTRY_URL = "http://127.0.0.1:8081/apis/ccompat/v7"
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 
 HTTP_NOT_FOUND = 404

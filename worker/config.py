@@ -10,7 +10,13 @@ from pathlib import Path
 
 from contracts.catalogue import IDENTIFIER
 from contracts.errors import ConfigurationError
-from contracts.settings import check_environment, contracts_dir
+from contracts.settings import (
+    DEFAULT_DATABASE_URL,
+    DEFAULT_KAFKA_BOOTSTRAP,
+    DEFAULT_REGISTRY_URL,
+    check_environment,
+    contracts_dir,
+)
 
 # A Kafka group.instance.id: letters, digits and . _ - (Kafka's own rule), bounded.
 INSTANCE_ID = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -31,10 +37,10 @@ class WorkerConfig:
     ``recheck_interval_s`` is how often a stopped table is examined again.
     """
 
-    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_bootstrap: str = DEFAULT_KAFKA_BOOTSTRAP
     contracts_dir: Path = field(default_factory=contracts_dir)
-    registry_url: str = "http://127.0.0.1:8081/apis/ccompat/v7"
-    database_url: str = "postgresql://gatekeeper:gatekeeper@127.0.0.1:5432/gatekeeper"
+    registry_url: str = DEFAULT_REGISTRY_URL
+    database_url: str = DEFAULT_DATABASE_URL
     db_schema: str = "public"
     group_id: str = "gatekeeper-worker"
     instance_id: str | None = None
