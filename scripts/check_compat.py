@@ -57,9 +57,10 @@ from contracts.compatibility import (
 )
 from contracts.errors import ConfigurationError, ContractError, RegistryError
 from contracts.evolution import Plan, TableShape
-from contracts.settings import check_environment, contracts_dir
+from contracts.settings import check_environment
 from scripts.contract_history import Baseline, ContractHistory, Revision
 from scripts.lint_contracts import lint_file
+from scripts.options import add_contracts_dir
 from scripts.register_schemas import (
     DEFAULT_REGISTRY_URL,
     REGISTRY_URL_ENV,
@@ -585,13 +586,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Check contract changes for compatibility, offline against git "
         "history or online against the registry.",
     )
-    parser.add_argument(
-        "--contracts-dir",
-        type=Path,
-        default=contracts_dir(),
-        help="directory of <table>.avsc contracts (default: $GATEKEEPER_CONTRACTS_DIR, "
-        "else the packaged ones)",
-    )
+    add_contracts_dir(parser)
     parser.add_argument(
         "--against",
         metavar="REF",

@@ -26,10 +26,11 @@ from typing import Any
 from contracts.catalogue import Contract, load_catalogue
 from contracts.compatibility import type_text
 from contracts.errors import ConfigurationError, ContractError, RegistryError
-from contracts.settings import check_environment, contracts_dir
+from contracts.settings import check_environment
 from contracts.sqltypes import postgres_type, resolve_avro
 from scripts.check_compat import DEFAULT_DB_SCHEMA, earlier_contract, git_history
 from scripts.contract_history import ContractHistory
+from scripts.options import add_contracts_dir
 from scripts.register_schemas import Registry, configure_logging, failure_message
 from scripts.stack.config import REPO_ROOT
 
@@ -162,13 +163,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m scripts.contracts_doc",
         description="Write every contract as one Markdown page.",
     )
-    parser.add_argument(
-        "--contracts-dir",
-        type=Path,
-        default=contracts_dir(),
-        help="directory of <table>.avsc contracts (default: $GATEKEEPER_CONTRACTS_DIR, "
-        "else the packaged ones)",
-    )
+    add_contracts_dir(parser)
     parser.add_argument(
         "--output",
         type=Path,

@@ -43,8 +43,9 @@ from contracts.catalogue import (
 )
 from contracts.compatibility import LEVELS
 from contracts.errors import ConfigurationError, ContractError
-from contracts.settings import check_environment, contracts_dir
+from contracts.settings import check_environment
 from contracts.sqltypes import resolve_avro
+from scripts.options import add_contracts_dir
 
 logger = logging.getLogger(__name__)
 
@@ -245,13 +246,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m scripts.lint_contracts",
         description="Check every contract file against the contract rules.",
     )
-    parser.add_argument(
-        "--contracts-dir",
-        type=Path,
-        default=contracts_dir(),
-        help="directory of <table>.avsc contracts (default: $GATEKEEPER_CONTRACTS_DIR, "
-        "else the packaged ones)",
-    )
+    add_contracts_dir(parser)
     parser.add_argument("files", nargs="*", type=Path, help="lint only these files")
     return parser.parse_args(argv)
 

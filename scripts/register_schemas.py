@@ -38,7 +38,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -53,7 +52,8 @@ from contracts import registry as registry_client
 from contracts.catalogue import Contract, load_catalogue
 from contracts.compatibility import Version, new_required_fields
 from contracts.errors import ConfigurationError, ContractError, RegistryError
-from contracts.settings import DEFAULT_REGISTRY_URL, check_environment, contracts_dir
+from contracts.settings import DEFAULT_REGISTRY_URL, check_environment
+from scripts.options import add_contracts_dir
 
 logger = logging.getLogger(__name__)
 
@@ -536,13 +536,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"Confluent-compatible API base URL (default: ${REGISTRY_URL_ENV}, "
         f"else {DEFAULT_REGISTRY_URL})",
     )
-    parser.add_argument(
-        "--contracts-dir",
-        type=Path,
-        default=contracts_dir(),
-        help="directory of <table>.avsc contracts (default: $GATEKEEPER_CONTRACTS_DIR, "
-        "else the packaged ones)",
-    )
+    add_contracts_dir(parser)
     parser.add_argument(
         "--dry-run",
         action="store_true",
