@@ -42,5 +42,5 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
-say "fetching servers (cached after the first time)"
+say "servers: fetching what the cache lacks"
 .venv/bin/python -m scripts.stack fetch >/dev/null

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from scripts.stack import apps, kafka, postgres, registry
-from scripts.stack.config import StackConfig
+from scripts.stack.config import HOST, StackConfig
 from scripts.stack.processes import ManagedProcess, StackError, wait_until
 
 logger = logging.getLogger(__name__)
@@ -106,7 +106,10 @@ class Stack:
             ),
             _process_status(kafka.process(config), config.kafka_bootstrap),
             _process_status(registry.process(config), config.registry_url),
-            _process_status(apps.process(config, apps.WORKER), "-"),
+            _process_status(
+                apps.process(config, apps.WORKER),
+                f"http://{HOST}:{config.worker_metrics_port}/metrics",
+            ),
             _process_status(apps.process(config, apps.GATEWAY), config.gateway_url),
         ]
 
