@@ -18,25 +18,19 @@ from hypothesis import strategies as st
 from contracts.catalogue import load_catalogue
 from contracts.conversion import to_datum, to_json
 from contracts.errors import ContractError, ConversionError
-
-DECIMAL_12_2 = {"type": "bytes", "logicalType": "decimal", "precision": 12, "scale": 2}
-DECIMAL_5_0 = {"type": "bytes", "logicalType": "decimal", "precision": 5}
-DECIMAL_2_2 = {"type": "bytes", "logicalType": "decimal", "precision": 2, "scale": 2}
-FIXED_DECIMAL = {
-    "type": "fixed",
-    "name": "money",
-    "size": 8,
-    "logicalType": "decimal",
-    "precision": 18,
-    "scale": 4,
-}
-ENUM = {"type": "enum", "name": "status", "symbols": ["OPEN", "SHUT"]}
-DATE = {"type": "int", "logicalType": "date"}
-TS_MILLIS = {"type": "long", "logicalType": "timestamp-millis"}
-TS_MICROS = {"type": "long", "logicalType": "timestamp-micros"}
-LOCAL_MILLIS = {"type": "long", "logicalType": "local-timestamp-millis"}
-LOCAL_MICROS = {"type": "long", "logicalType": "local-timestamp-micros"}
-UUID = {"type": "string", "logicalType": "uuid"}
+from tests.unit.avro_types import (
+    DATE,
+    DECIMAL_2_2,
+    DECIMAL_5_0,
+    DECIMAL_12_2,
+    ENUM,
+    FIXED_DECIMAL,
+    LOCAL_MICROS,
+    LOCAL_MILLIS,
+    TS_MICROS,
+    TS_MILLIS,
+    UUID,
+)
 
 UTC = datetime.UTC
 FLOAT32_MAX = 3.4028234663852886e38

@@ -16,23 +16,17 @@ from contracts.sqltypes import (
     postgres_type,
     resolve_avro,
 )
-
-DECIMAL_12_2 = {"type": "bytes", "logicalType": "decimal", "precision": 12, "scale": 2}
-FIXED_DECIMAL = {
-    "type": "fixed",
-    "name": "money",
-    "size": 8,
-    "logicalType": "decimal",
-    "precision": 18,
-    "scale": 4,
-}
-ENUM = {"type": "enum", "name": "status", "symbols": ["OPEN", "SHUT"]}
-DATE = {"type": "int", "logicalType": "date"}
-TS_MILLIS = {"type": "long", "logicalType": "timestamp-millis"}
-TS_MICROS = {"type": "long", "logicalType": "timestamp-micros"}
-LOCAL_MILLIS = {"type": "long", "logicalType": "local-timestamp-millis"}
-LOCAL_MICROS = {"type": "long", "logicalType": "local-timestamp-micros"}
-UUID = {"type": "string", "logicalType": "uuid"}
+from tests.unit.avro_types import (
+    DATE,
+    DECIMAL_12_2,
+    ENUM,
+    FIXED_DECIMAL,
+    LOCAL_MICROS,
+    LOCAL_MILLIS,
+    TS_MICROS,
+    TS_MILLIS,
+    UUID,
+)
 
 
 @pytest.mark.parametrize(
