@@ -72,6 +72,19 @@ def with_field(contract: dict[str, Any], field: dict[str, Any]) -> dict[str, Any
     return {**contract, "fields": [*contract["fields"], field]}
 
 
+def register_then_add_optional_field(
+    registry_url: str, table: str, directory: Path
+) -> tuple[str, str]:
+    """Register the orders contract, then write it back with a nullable field."""
+    contract = orders_contract(table)
+    write_contract(directory, contract)
+    assert run(registry_url, directory) == 0
+
+    optional = {"name": "coupon", "type": ["null", "string"], "default": None}
+    write_contract(directory, with_field(contract, optional))
+    return subjects(table)
+
+
 def run(registry_url: str, directory: Path, *extra: str) -> int:
     return main(
         ["--registry-url", registry_url, "--contracts-dir", str(directory), *extra]
@@ -155,14 +168,8 @@ def test_dry_run_of_a_compatible_change_keeps_version_one(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    contract = orders_contract(table)
-    write_contract(tmp_path, contract)
-    assert run(registry_url, tmp_path) == 0
+    key, value = register_then_add_optional_field(registry_url, table, tmp_path)
     capsys.readouterr()
-    key, value = subjects(table)
-
-    optional = {"name": "coupon", "type": ["null", "string"], "default": None}
-    write_contract(tmp_path, with_field(contract, optional))
     assert run(registry_url, tmp_path, "--dry-run") == 0
     report = rows(capsys.readouterr().out)
 
@@ -178,14 +185,8 @@ def test_compatible_change_registers_version_two(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    contract = orders_contract(table)
-    write_contract(tmp_path, contract)
-    assert run(registry_url, tmp_path) == 0
+    key, value = register_then_add_optional_field(registry_url, table, tmp_path)
     capsys.readouterr()
-    key, value = subjects(table)
-
-    optional = {"name": "coupon", "type": ["null", "string"], "default": None}
-    write_contract(tmp_path, with_field(contract, optional))
     assert run(registry_url, tmp_path) == 0
     report = rows(capsys.readouterr().out)
 

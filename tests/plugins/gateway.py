@@ -45,6 +45,8 @@ from gateway.config import GatewayConfig
 from scripts import register_schemas
 from scripts.stack import Stack
 from scripts.stack.config import HOST, REPO_ROOT, free_port
+from tests.contracts.builders import field as contract_field
+from tests.contracts.builders import nullable
 
 TOPIC_PARTITIONS = 3
 # librdkafka's own lines go to logging, shown with a failing test's output.
@@ -53,14 +55,6 @@ TOKEN = "test-token-" + "0123456789abcdef" * 2
 READ_ONLY_TOKEN = "limited-token-" + "fedcba9876543210" * 2
 
 # --- contracts ------------------------------------------------------------------
-
-
-def _field(name: str, avro_type: Any, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "type": avro_type, "doc": f"The {name} column.", **extra}
-
-
-def _nullable(name: str, avro_type: Any) -> dict[str, Any]:
-    return _field(name, ["null", avro_type], default=None)
 
 
 def rich_contract(table: str) -> dict[str, Any]:
@@ -72,34 +66,38 @@ def rich_contract(table: str) -> dict[str, Any]:
         "doc": "Every column type, keyed by id.",
         "primary_key": ["id"],
         "fields": [
-            _field("id", "long"),
-            _field("small", "int"),
-            _field("ratio", "float"),
-            _field("amount", "double"),
-            _field("flag", "boolean"),
-            _field("label", "string"),
-            _field(
+            contract_field("id", "long"),
+            contract_field("small", "int"),
+            contract_field("ratio", "float"),
+            contract_field("amount", "double"),
+            contract_field("flag", "boolean"),
+            contract_field("label", "string"),
+            contract_field(
                 "state",
                 {"type": "enum", "name": f"{table}_state", "symbols": ["NEW", "OLD"]},
             ),
-            _field("blob", "bytes"),
-            _field(
+            contract_field("blob", "bytes"),
+            contract_field(
                 "price",
                 {"type": "bytes", "logicalType": "decimal", "precision": 8, "scale": 2},
             ),
-            _field("day", {"type": "int", "logicalType": "date"}),
-            _field("at_ms", {"type": "long", "logicalType": "timestamp-millis"}),
-            _field("at_us", {"type": "long", "logicalType": "timestamp-micros"}),
-            _field(
+            contract_field("day", {"type": "int", "logicalType": "date"}),
+            contract_field(
+                "at_ms", {"type": "long", "logicalType": "timestamp-millis"}
+            ),
+            contract_field(
+                "at_us", {"type": "long", "logicalType": "timestamp-micros"}
+            ),
+            contract_field(
                 "local_ms", {"type": "long", "logicalType": "local-timestamp-millis"}
             ),
-            _field(
+            contract_field(
                 "local_us", {"type": "long", "logicalType": "local-timestamp-micros"}
             ),
-            _field("ref", {"type": "string", "logicalType": "uuid"}),
-            _nullable("note", "string"),
-            _nullable("score", "int"),
-            _field("active", "boolean", default=True),
+            contract_field("ref", {"type": "string", "logicalType": "uuid"}),
+            nullable("note", "string"),
+            nullable("score", "int"),
+            contract_field("active", "boolean", default=True),
         ],
     }
 
@@ -112,9 +110,11 @@ def keyless_contract(table: str) -> dict[str, Any]:
         "namespace": "gatekeeper.tests",
         "doc": "Append-only events.",
         "fields": [
-            _field("seen_at", {"type": "long", "logicalType": "timestamp-micros"}),
-            _field("path", "string"),
-            _nullable("visitor", {"type": "string", "logicalType": "uuid"}),
+            contract_field(
+                "seen_at", {"type": "long", "logicalType": "timestamp-micros"}
+            ),
+            contract_field("path", "string"),
+            nullable("visitor", {"type": "string", "logicalType": "uuid"}),
         ],
     }
 
@@ -128,10 +128,10 @@ def pair_contract(table: str) -> dict[str, Any]:
         "doc": "Keyed by two columns.",
         "primary_key": ["region", "seq"],
         "fields": [
-            _field("region", "string"),
-            _field("seq", "int"),
-            _field("qty", "int"),
-            _nullable("memo", "string"),
+            contract_field("region", "string"),
+            contract_field("seq", "int"),
+            contract_field("qty", "int"),
+            nullable("memo", "string"),
         ],
     }
 

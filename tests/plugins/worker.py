@@ -35,6 +35,7 @@ from contracts.registry import BY_TOPIC, connect
 from scripts import register_schemas
 from scripts.stack import Stack
 from scripts.stack.config import REPO_ROOT
+from tests.contracts.builders import field as contract_field
 from worker.config import WorkerConfig
 from worker.service import TOPIC_PARTITIONS, Worker, ensure_topics
 
@@ -43,14 +44,13 @@ NAMESPACE = "gatekeeper.tests"
 SERIALIZER_SETTINGS = {"auto.register.schemas": False, **BY_TOPIC}
 
 
-def field_(name: str, avro_type: Any, default: Any = ..., doc: str = "") -> dict:
+def field_(name: str, avro_type: Any, default: Any = ...) -> dict:
     """A contract field; a nullable type gets its null default unless told otherwise."""
-    spec: dict[str, Any] = {"name": name, "type": avro_type, "doc": doc or name}
-    if default is not ...:
-        spec["default"] = default
-    elif isinstance(avro_type, list) and "null" in avro_type:
-        spec["default"] = None
-    return spec
+    if default is ... and isinstance(avro_type, list) and "null" in avro_type:
+        default = None
+    if default is ...:
+        return contract_field(name, avro_type)
+    return contract_field(name, avro_type, default=default)
 
 
 @dataclass
